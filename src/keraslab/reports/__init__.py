@@ -1,0 +1,1 @@
+"""Reports: plots (PNG) and the markdown/HTML documents that embed them."""

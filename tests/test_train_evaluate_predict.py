@@ -1,0 +1,145 @@
+"""Real training runs on seeded subsets of the real data, driven through the CLI as a user would."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keraslab import data
+from keraslab.cli import main
+from keraslab.runs import Run
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args):
+    """Run the CLI in-process; returns the exit code (0 when it returns normally)."""
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+@pytest.fixture(scope="module")
+def fashion_run(shared_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "fashion"
+    code = run_cli("train", "fashion-mnist", "--model", "lesson-mlp", "--epochs", 1, "--train-subset", 10000,
+                   "--data-dir", shared_data_dir, "--out", out, "--quiet")
+    assert code == 0
+    return Run.open(out)
+
+
+@pytest.fixture(scope="module")
+def imdb_run(shared_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "imdb"
+    code = run_cli("train", "imdb", "--model", "tutorial-embedding", "--epochs", 8, "--batch-size", 64,
+                   "--train-subset", 6000, "--test-subset", 2000, "--param", "sequence_length=200",
+                   "--data-dir", shared_data_dir, "--out", out, "--quiet")
+    assert code == 0
+    return Run.open(out)
+
+
+def test_fashion_run_beats_chance_and_writes_everything(fashion_run):
+    m = fashion_run.metrics
+    assert m["accuracy"] >= 0.75, m["accuracy"]  # chance is 0.10
+    assert m["n_test"] == 10000
+    assert [c["class"] for c in m["per_class"]][6] == "Shirt"
+    assert np.array(m["confusion_matrix"]).sum() == 10000
+    for name in ["config.json", "environment.json", "history.json", "metrics.json", "probabilities.npy",
+                 "model.keras", "report.md", "confusion_matrix.png", "learning_curves.png", "done"]:
+        assert (fashion_run.path / name).is_file(), name
+    assert any((fashion_run.path / "tensorboard").rglob("events.out.tfevents.*"))
+    probs = fashion_run.probabilities
+    assert probs.shape == (10000, 10)
+    assert (probs.argmax(1) == data.load("fashion_mnist").y_test).mean() == pytest.approx(m["accuracy"])
+    env = json.loads((fashion_run.path / "environment.json").read_text())
+    assert env["packages"]["keras"].startswith("3.") and "git_commit" in env
+    cfg = fashion_run.config
+    assert cfg["seed"] == 0 and cfg["training"]["epochs"] == 1 and cfg["training"]["batch_size"] == 32
+    assert "![Row-normalized confusion matrix](confusion_matrix.png)" in (fashion_run.path / "report.md").read_text()
+
+
+def test_imdb_run_beats_chance(imdb_run):
+    assert imdb_run.metrics["accuracy"] >= 0.75, imdb_run.metrics["accuracy"]  # chance is 0.50
+    assert imdb_run.probabilities.shape == (2000, 2)
+    assert imdb_run.metrics["class_names"] == ["negative", "positive"]
+
+
+def test_same_seed_gives_identical_metrics(shared_data_dir, fashion_run, tmp_path):
+    out = tmp_path / "again"
+    assert run_cli("train", "fashion-mnist", "--model", "lesson-mlp", "--epochs", 1, "--train-subset", 10000,
+                   "--data-dir", shared_data_dir, "--out", out, "--quiet") == 0
+    again = Run.open(out)
+    assert again.metrics == fashion_run.metrics
+    np.testing.assert_array_equal(again.probabilities, fashion_run.probabilities)
+
+
+def test_evaluate_reproduces_metrics(fashion_run, imdb_run, shared_data_dir, capsys):
+    for run in (fashion_run, imdb_run):
+        assert run_cli("evaluate", run.path, "--data-dir", shared_data_dir) == 0
+        assert "Matches metrics.json" in capsys.readouterr().out
+
+
+def test_predict_png_of_test_image_returns_its_label(fashion_run, shared_data_dir, tmp_path, capsys):
+    splits = data.load("fashion_mnist", data_dir=shared_data_dir)
+    probs = fashion_run.probabilities
+    # Images the model gets right and is sure of, so the check is about the pipeline, not the model.
+    confident = np.flatnonzero((probs.argmax(1) == splits.y_test) & (probs.max(1) > 0.9))[:3]
+    paths = []
+    for i in confident:
+        path = tmp_path / f"test{i}.png"
+        Image.fromarray(np.round(splits.x_test[i] * 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    assert run_cli("predict", fashion_run.path, *paths, "--json") == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["predicted"] for r in results] == [splits.class_names[splits.y_test[i]] for i in confident]
+    for r, i in zip(results, confident):
+        assert r["probabilities"][r["predicted"]] == pytest.approx(probs[i].max(), abs=1e-5)
+
+
+def test_predict_text(imdb_run, capsys):
+    assert run_cli("predict", imdb_run.path, "--json",
+                   "--text", "A wonderful, moving film. The acting was superb and I loved every minute.",
+                   "--text", "Awful. Boring, badly acted, a complete waste of time. The worst film ever.") == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["predicted"] for r in results] == ["positive", "negative"]
+
+
+def test_predict_refuses_wrong_model_type(fashion_run, imdb_run, tmp_path, capsys):
+    assert run_cli("predict", fashion_run.path, "--text", "great film") == 2
+    assert "image model" in capsys.readouterr().err
+    png = tmp_path / "x.png"
+    Image.new("L", (28, 28)).save(png)
+    assert run_cli("predict", imdb_run.path, png) == 2
+    assert "text model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "fashion-mnist", "--model", "nope"], "unknown model 'nope'"),
+        (["train", "mnist", "--model", "lesson-mlp"], "unknown dataset"),
+        (["train", "imdb", "--model", "lesson-mlp"], "cannot train on text data"),
+        (["train", "fashion-mnist", "--model", "lesson-mlp", "--epochs", "0"], "'training.epochs'"),
+        (["train", "fashion-mnist", "--model", "lesson-mlp", "--param", "units"], "not KEY=VALUE"),
+        (["train", "fashion-mnist", "--model", "lesson-mlp", "--bogus"], "No such option"),
+        (["evaluate", "/nonexistent/run"], "is not a directory"),
+        (["predict", "/tmp"], "not a finished run"),
+    ],
+)
+def test_cli_errors_are_one_line_and_non_zero(args, message):
+    proc = subprocess.run([sys.executable, "-m", "keraslab", *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+
+
+def test_existing_run_directory_is_never_overwritten(fashion_run, shared_data_dir):
+    before = (fashion_run.path / "metrics.json").read_text()
+    assert run_cli("train", "fashion-mnist", "--model", "lesson-mlp", "--out", fashion_run.path,
+                   "--data-dir", shared_data_dir) == 2
+    assert (fashion_run.path / "metrics.json").read_text() == before
