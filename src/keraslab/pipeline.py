@@ -32,8 +32,17 @@ def train_run(
     data_dir: Path | None = None,
     splits: data.Splits | None = None,
     verbose: int | str = "auto",
+    tensorboard_dir: Path | None = None,
+    init_weights: Path | None = None,
+    callbacks: list[keras.callbacks.Callback] = (),
 ) -> Path:
-    """Train, evaluate on the test set and publish a finished run directory at `out`."""
+    """Train, evaluate on the test set and publish a finished run directory at `out`.
+
+    `tensorboard_dir` defaults to ``out/tensorboard``; a suite points every run into its own
+    log tree instead. `init_weights`: a ``.weights.h5`` file to start from instead of the seeded
+    initialization; when it does not exist yet, the seeded initial weights are saved there, so
+    the next model of the same architecture starts from them (the exercise's load_weights trick).
+    """
     started = time.perf_counter()
     runs.refuse_existing(out)  # before the slow data loading, so a clash fails fast
     splits = splits or load_splits(cfg, data_dir)
@@ -49,8 +58,18 @@ def train_run(
         model = models.build(cfg.model, num_classes=len(splits.class_names), kind=spec.kind, **cfg.model_params)
         training.adapt_preprocessing(model, splits.x_train)
         training.compile_model(model, cfg.training)
-        tensorboard = keras.callbacks.TensorBoard(log_dir=str(writer.path / runs.TENSORBOARD), write_graph=False)
-        history = training.fit(model, splits, cfg.training, seed=cfg.seed, callbacks=[tensorboard], verbose=verbose)
+        if init_weights is not None:
+            if Path(init_weights).exists():
+                model.load_weights(init_weights)
+            else:
+                Path(init_weights).parent.mkdir(parents=True, exist_ok=True)
+                model.save_weights(init_weights)
+            env["init_weights"] = str(init_weights)
+        log_dir = tensorboard_dir or writer.path / runs.TENSORBOARD
+        tensorboard = keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)
+        history = training.fit(
+            model, splits, cfg.training, seed=cfg.seed, callbacks=[tensorboard, *callbacks], verbose=verbose
+        )
 
         probs = evaluation.predict_probabilities(model, splits.x_test)
         metrics = evaluation.compute_metrics(splits.y_test, probs, splits.class_names)
