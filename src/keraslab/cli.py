@@ -193,6 +193,50 @@ def data_verify(name: Annotated[str, typer.Argument(help="fashion-mnist or imdb.
     console.print("OK")
 
 
+@app.command("run")
+def run_suite(
+    suite_file: Annotated[Path, typer.Argument(help="A suite YAML file, e.g. experiments/fashion_mnist_exercise.yaml.")],
+    suite_dir: Annotated[Optional[Path], typer.Option(help="Where the suite's runs and report go (default: suites/NAME).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs it would do, train nothing.")] = False,
+    force: Annotated[
+        Optional[list[str]], typer.Option("--force", help="Rerun this variant (old runs are moved to superseded/); repeatable.")
+    ] = None,
+    data_dir: DataDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+):
+    """Run an experiment suite (variants x seeds), skip finished runs, then compare and report."""
+    from keraslab import experiments
+    from keraslab.reports import suite_report
+
+    suite = experiments.load(suite_file)
+    target = suite_dir or suite.default_dir()
+    if dry_run:
+        entries = experiments.plan(suite, target, force or [])
+        console.print(suite_report.plan_table(suite, entries, experiments.check_buildable(suite)))
+        todo = sum(e.state != "done" for e in entries)
+        console.print(f"{todo} of {len(entries)} runs to train into {target}; nothing was trained (--dry-run).")
+        return
+    outcome = experiments.run(suite, target, data_dir=data_dir, force=force or [], quiet=quiet, console=console)
+    console.print(suite_report.summary_table(outcome.summary))
+    console.print(f"Trained {len(outcome.trained)} run(s), reused {len(outcome.skipped)} finished run(s).")
+    console.print(f"Report: {outcome.report['html']} and {outcome.report['markdown']}; numbers: {target / experiments.SUMMARY}")
+
+
+@app.command("report")
+def report_suite(
+    suite_dir: Annotated[Path, typer.Argument(help="A suite directory made by `keraslab run`.")],
+    data_dir: DataDir = None,
+):
+    """Re-render a suite's summary.json, report.md and report.html from its finished runs (no training)."""
+    from keraslab import experiments
+    from keraslab.reports import suite_report
+
+    suite = experiments.open_suite_dir(suite_dir)
+    summary, paths = experiments.summarize_and_report(suite, suite_dir, data_dir=data_dir)
+    console.print(suite_report.summary_table(summary))
+    console.print(f"Report: {paths['html']} and {paths['markdown']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2; bugs keep their traceback."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
