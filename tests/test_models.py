@@ -66,3 +66,14 @@ def test_review_standardization_drops_html_breaks_and_punctuation():
 
     out = standardize_review(np.array(["Great<br /><br />FILM!! <i>Loved</i> it."]))
     assert out.numpy()[0].decode().split() == ["great", "film", "loved", "it"]
+
+
+def test_vocabulary_with_unicode_line_separators_survives_save_and_load(tmp_path):
+    """Real reviews hold U+0085 and U+2028; Keras splits saved vocabularies on them."""
+    texts = ["good\x85film by\u2028me", "bad\x1cmovie can\u2029did", "fine\x0bwork"] * 4
+    model = models.build("tutorial-embedding", num_classes=2, max_tokens=50, sequence_length=8)
+    training.adapt_preprocessing(model, np.array(texts, dtype=object))
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    x = np.array(texts[:3], dtype=object)
+    np.testing.assert_array_equal(evaluation.predict_probabilities(reloaded, x), evaluation.predict_probabilities(model, x))

@@ -7,12 +7,9 @@ class KeraslabError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
         self.message = message
         self.hint = hint
+        super().__init__(" ".join(f"{message} ({hint})".split()) if hint else " ".join(message.split()))
 
     def one_line(self) -> str:
-        text = f"error: {self.message}"
-        if self.hint:
-            text += f" ({self.hint})"
-        return " ".join(text.split())
+        return f"error: {self}"

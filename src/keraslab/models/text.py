@@ -15,8 +15,14 @@ _PUNCTUATION = "[%s]" % re.escape(string.punctuation)
 
 @keras.saving.register_keras_serializable(package="keraslab")
 def standardize_review(text):
-    """Lower-case, drop `<br />` and other HTML tags, strip punctuation (the TF tutorial's rule)."""
+    """Lower-case, drop `<br />` and other HTML tags, strip punctuation (the TF tutorial's rule).
+
+    Unicode separators and control characters (U+0085, U+2028, ...) become spaces: Keras saves a
+    vocabulary one token per line and splits it back on them, so a token holding one would come
+    back as two and the saved model would refuse to load ("repeated term").
+    """
     text = tf.strings.lower(text)
+    text = tf.strings.regex_replace(text, r"[\p{Z}\p{Cc}]+", " ")
     text = tf.strings.regex_replace(text, r"<br\s*/?>", " ")
     text = tf.strings.regex_replace(text, r"<[^>]{0,100}>", " ")
     return tf.strings.regex_replace(text, _PUNCTUATION, "")
