@@ -496,14 +496,18 @@ def summary_table(summary: dict):
 
     table = Table(title=f"Suite {summary['suite']} on {summary['dataset']}: {len(summary['seeds'])} seed(s), "
                         f"{summary['n_test']:,} test examples, alpha {summary['alpha']:g}")
-    for col, justify in [("#", "right"), ("variant", "left"), ("test acc % (mean ± std)", "right"),
-                         ("Δ pp", "right"), ("95% CI over seeds", "right"), ("McNemar p", "right"),
-                         ("verdict", "left"), ("wall time", "right")]:
-        table.add_column(col, justify=justify)
+    table.add_column("#", justify="right")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("test acc %", justify="right")
+    table.add_column("Δ pp [95% CI over seeds]", justify="right")
+    table.add_column("McNemar p", justify="right")
+    table.add_column("verdict")
+    table.add_column("time", justify="right")
     style = {"better": "green", "worse": "red", "baseline": "bold"}
     for r in summary_rows(summary):
-        name = r["name"] + (" (ensemble)" if r["kind"] == "ensemble" else "")
-        table.add_row(str(r["rank"]), name, r["accuracy"], r["diff"], r["seed_ci"], r["mcnemar"],
+        name = r["name"] + (" (ens.)" if r["kind"] == "ensemble" else "")
+        diff = f"{r['diff']} [{r['seed_ci']}]" if r["diff"] else ""
+        table.add_row(str(r["rank"]), name, r["accuracy"], diff, r["mcnemar"],
                       f"[{style.get(r['verdict'], 'default')}]{r['verdict']}[/]", r["wall"])
     return table
 
