@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from keraslab import import_tensorflow_quietly
 from keraslab.errors import KeraslabError
 
 app = typer.Typer(
@@ -239,16 +239,21 @@ def report_suite(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2; bugs keep their traceback."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = sys.argv[1:] if argv is None else argv
+    if args and not {"--help", "-h"} & set(args):  # help stays fast: no TensorFlow import
+        import_tensorflow_quietly()
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="keraslab", standalone_mode=False)
+        command.main(args=args, prog_name="keraslab", standalone_mode=False)
     except KeraslabError as exc:
         print(exc.one_line(), file=sys.stderr)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         print("error: interrupted; unfinished runs are not kept as finished", file=sys.stderr)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        print(exc.format_message())  # a bare command shows its help, as git does
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         where = exc.ctx.command_path if getattr(exc, "ctx", None) else "keraslab"
         print(f"error: {' '.join(exc.format_message().split())} (see '{where} --help')", file=sys.stderr)
