@@ -196,7 +196,7 @@ def data_verify(name: Annotated[str, typer.Argument(help="fashion-mnist or imdb.
 @app.command("run")
 def run_suite(
     suite_file: Annotated[Path, typer.Argument(help="A suite YAML file, e.g. experiments/fashion_mnist_exercise.yaml.")],
-    suite_dir: Annotated[Optional[Path], typer.Option(help="Where the suite's runs and report go (default: suites/NAME).")] = None,
+    suite_dir: Annotated[Optional[Path], typer.Option(help="Where the suite's runs and report go (default: runs/suites/NAME).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs it would do, train nothing.")] = False,
     force: Annotated[
         Optional[list[str]], typer.Option("--force", help="Rerun this variant (old runs are moved to superseded/); repeatable.")

@@ -319,7 +319,7 @@ class Suite:
         return list(self.spec.seeds)
 
     def default_dir(self) -> Path:
-        return Path("suites") / self.name
+        return Path("runs") / "suites" / self.name
 
 
 def load(path, *, text: str | None = None) -> Suite:
@@ -599,7 +599,7 @@ class Progress:
                                        TimeElapsedColumn, TimeRemainingColumn)
 
             self._bar = RichProgress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("elapsed"),
+                TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TextColumn("elapsed"),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                 console=self.console,
             )
@@ -619,9 +619,9 @@ class Progress:
     def start_run(self, k: int, r: PlannedRun) -> list:
         label = f"run {k} of {self.total}: {r.variant} seed {r.seed}"
         if self._bar is not None:
-            self._bar.update(self._suite, description=f"suite ({label})")
+            self._bar.update(self._suite, description=f"suite: run {k} of {self.total}")
             self._bar.reset(self._epoch, total=1, visible=True, description=f"{r.variant} seed {r.seed}", info="")
-            return [_EpochCallback(self, k - 1)]
+            return [_EpochCallback(self, k - 1, f"{r.variant} seed {r.seed}")]
         if not self.quiet:
             elapsed = time.perf_counter() - self.started
             eta = f", ETA {_clock(elapsed / self.done * (self.total - self.done))}" if self.done else ""
@@ -652,10 +652,12 @@ def _epoch_callback_base():
 class _EpochCallback:
     """Built lazily as a keras Callback subclass (keeps TensorFlow out of `import experiments`)."""
 
-    def __new__(cls, progress: Progress, runs_before: int):
+    def __new__(cls, progress: Progress, runs_before: int, description: str):
         base = _epoch_callback_base()
 
         class EpochBar(base):
+            label = description
+
             def on_train_begin(self, logs=None):
                 self.epochs = self.params.get("epochs") or 1
                 self.steps = self.params.get("steps") or 1
@@ -667,12 +669,13 @@ class _EpochCallback:
                 done = bar.tasks[progress._epoch].completed / max(bar.tasks[progress._epoch].total or 1, 1)
                 bar.update(progress._suite, completed=runs_before + min(done, 0.999))
 
+            def on_epoch_begin(self, epoch, logs=None):
+                progress._bar.update(progress._epoch, description=f"{self.label}, epoch {epoch + 1}/{self.epochs}")
+
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
-                parts = [f"epoch {epoch + 1}/{self.epochs}"]
-                for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
-                    if k in logs:
-                        parts.append(f"{k} {float(logs[k]):.4f}")
+                short = {"accuracy": "acc", "val_accuracy": "val acc", "val_loss": "val loss"}
+                parts = [f"{short[k]} {float(logs[k]):.4f}" for k in short if k in logs]
                 progress._bar.update(progress._epoch, completed=(epoch + 1) * self.steps, info=" · ".join(parts))
 
         return EpochBar()
@@ -949,9 +952,17 @@ def summarize(suite: Suite, suite_dir: Path, y_true: np.ndarray) -> tuple[dict, 
         "order": order,
         "results": [entries[n] for n in order],
         "total_wall_seconds": round(sum(e["wall_seconds"] for e in entries.values() if e["kind"] == "variant"), 2),
-        "command": " ".join(["keraslab", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("keraslab", "__main__.py") else None,
+        "command": _command(),
         "generated": datetime.now().isoformat(timespec="seconds"),
     }), probs
+
+
+def _command() -> str | None:
+    """The keraslab command line that is running, if this process is the keraslab CLI."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "keraslab" or argv0.parts[-2:] == ("keraslab", "__main__.py"):
+        return " ".join(["keraslab", *sys.argv[1:]])
+    return None
 
 
 def summarize_and_report(suite: Suite, suite_dir: Path, *, data_dir: Path | None = None) -> tuple[dict, dict]:
