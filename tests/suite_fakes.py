@@ -108,6 +108,14 @@ class FakeTraining:
             if self.fail_on is not None and len(self.calls) == self.fail_on:
                 (writer.path / runs.CONFIG).write_text("{}")  # half-written, then the "crash"
                 raise RuntimeError("injected crash in the middle of a run")
+            for cb in callbacks:  # drive progress callbacks as Keras would: 2 epochs of 3 batches
+                cb.set_params({"epochs": 2, "steps": 3, "verbose": verbose})
+                cb.on_train_begin()
+                for epoch in range(2):
+                    cb.on_epoch_begin(epoch)
+                    for batch in range(3):
+                        cb.on_train_batch_end(batch, {"loss": 1.0})
+                    cb.on_epoch_end(epoch, {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.75})
             probs = fake_probabilities(cfg.key(), splits.y_test, len(splits.class_names))
             metrics = evaluation.compute_metrics(splits.y_test, probs, splits.class_names)
             runs.write_json(writer.path / runs.CONFIG, cfg.model_dump(mode="json"))

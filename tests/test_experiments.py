@@ -308,6 +308,24 @@ def test_tensorboard_tree_init_weights_and_data_loaded_once_per_seed(tmp_path, m
     assert recorded["a"] == recorded["b"] == str(init[("a", 0)].relative_to(sd))
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_shows_run_k_of_n_and_epochs(tmp_path, monkeypatch, terminal):
+    from rich.console import Console
+
+    suite = experiments.load(write_suite(tmp_path))
+    suite_fakes.patch(monkeypatch, FakeTraining())
+    console = Console(record=True, width=150, force_terminal=terminal)
+    experiments.run(suite, tmp_path / "s", console=console, report=False)
+    text = console.export_text()
+    for variant, seed in [("a", 0), ("c", 1)]:
+        assert f"finished {variant} seed {seed}: test accuracy 0." in text
+    if terminal:  # rich bars: the suite's run k of N with elapsed and ETA, and the run's epochs
+        assert "suite: run 6 of 6" in text and "ETA" in text and "c seed 1, epoch 2/2" in text
+        assert "val acc 0.7500" in text
+    else:  # logs: one line per run
+        assert "[run 1 of 6: a seed 0] elapsed 0:00:00" in text and "[run 6 of 6: c seed 1]" in text and "ETA" in text
+
+
 def test_a_second_run_on_the_same_suite_dir_is_refused(tmp_path, monkeypatch):
     suite = experiments.load(write_suite(tmp_path))
     sd = tmp_path / "s"

@@ -73,7 +73,7 @@ def test_what_helped_is_written_from_the_numbers():
     assert [sec["title"] for sec in helped2["sections"]] == ["Hurt (1)", "No detectable difference (2)"]
     assert helped2["conclusion"].startswith("None of the 3 variants and ensembles detectably beat the baseline")
     assert "largest mean difference was +2.50 pp (up)" in helped2["conclusion"]
-    assert "The baseline alone varies by 2.00 pp across seeds; 1 of the undetectable differences are smaller" in helped2["conclusion"]
+    assert "The baseline alone varies by 2.00 pp across seeds; 1 of the 2 undetectable differences is smaller than that." in helped2["conclusion"]
 
 
 def test_summary_rows_and_terminal_table():

@@ -973,6 +973,9 @@ def summarize_and_report(suite: Suite, suite_dir: Path, *, data_dir: Path | None
     _finished_runs(suite, suite_dir)  # fail before loading data when runs are missing
     splits = load_splits(suite, suite.seeds[0], data_dir)
     summary, probs = summarize(suite, suite_dir, splits.y_test)
+    previous = suite_dir / SUMMARY
+    if not (summary["command"] or "").startswith("keraslab run") and previous.is_file():
+        summary["command"] = runs.read_json(previous).get("command")  # the run that trained, not a re-render
     runs.write_json(suite_dir / SUMMARY, summary)
     histories = {
         name: [runs.Run(run_dir(suite_dir, r)).history for r in suite.runs if r.variant == name]

@@ -225,11 +225,13 @@ def what_helped(summary: dict) -> dict:
         conclusion = "The suite has only the baseline; there is nothing to compare."
     if n_seeds > 1 and others:
         spread = max(accs) - min(accs)
-        undetected = [e for e in others if e["verdict"] == "no detectable difference" and abs(e["difference"]["estimate"]) < spread]
-        if undetected:
+        undetectable = [e for e in others if e["verdict"] == "no detectable difference"]
+        smaller = [e for e in undetectable if abs(e["difference"]["estimate"]) < spread]
+        if smaller:
             conclusion += (
                 f" The baseline alone varies by {100 * spread:.2f} pp across seeds; "
-                f"{len(undetected)} of the undetectable differences are smaller than that."
+                f"{len(smaller)} of the {len(undetectable)} undetectable differences "
+                f"{'is' if len(smaller) == 1 else 'are'} smaller than that."
             )
     return {"intro": intro, "sections": [s for s in sections if s["items"]], "conclusion": conclusion}
 
