@@ -770,9 +770,8 @@ def run(
 def write_init_weights(suite: Suite, r: PlannedRun, path: Path) -> Path:
     """The seeded initial weights of `r`'s architecture, shared by every variant built the same way.
 
-    Written here, atomically and from an *uncompiled* model, rather than left to ``train_run``:
-    a weights file saved after ``compile`` also holds the optimizer's variables, learning rate
-    included, so loading it would silently give a variant the first variant's learning rate.
+    Written atomically from an *uncompiled* model: a weights file saved after ``compile`` would
+    also hold the optimizer's variables, learning rate included, and give them to every variant.
     The weights are those ``train_run`` would draw itself (same seed, same build order).
     """
     path = Path(path)

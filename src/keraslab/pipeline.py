@@ -39,9 +39,10 @@ def train_run(
     """Train, evaluate on the test set and publish a finished run directory at `out`.
 
     `tensorboard_dir` defaults to ``out/tensorboard``; a suite points every run into its own
-    log tree instead. `init_weights`: a ``.weights.h5`` file to start from instead of the seeded
-    initialization; when it does not exist yet, the seeded initial weights are saved there, so
-    the next model of the same architecture starts from them (the exercise's load_weights trick).
+    log tree instead. `init_weights`: a ``.weights.h5`` file of the same architecture to start
+    from instead of the seeded initialization (the exercise's load_weights trick). It is loaded
+    before the vectorizers are adapted and before compiling, so it can carry neither stale
+    vocabulary statistics nor another variant's optimizer settings.
     """
     started = time.perf_counter()
     runs.refuse_existing(out)  # before the slow data loading, so a clash fails fast
@@ -56,15 +57,11 @@ def train_run(
         keras.backend.clear_session()  # memory stays flat when one process trains many models
         seed_everything(cfg.seed)
         model = models.build(cfg.model, num_classes=len(splits.class_names), kind=spec.kind, **cfg.model_params)
+        if init_weights is not None:
+            model.load_weights(init_weights)
+            env["init_weights"] = str(init_weights)
         training.adapt_preprocessing(model, splits.x_train)
         training.compile_model(model, cfg.training)
-        if init_weights is not None:
-            if Path(init_weights).exists():
-                model.load_weights(init_weights)
-            else:
-                Path(init_weights).parent.mkdir(parents=True, exist_ok=True)
-                model.save_weights(init_weights)
-            env["init_weights"] = str(init_weights)
         log_dir = tensorboard_dir or writer.path / runs.TENSORBOARD
         tensorboard = keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)
         history = training.fit(
