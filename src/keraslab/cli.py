@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from keraslab import import_tensorflow_quietly
+from keraslab import mute_native_stderr
 from keraslab.errors import KeraslabError
 
 app = typer.Typer(
@@ -239,9 +239,9 @@ def report_suite(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2; bugs keep their traceback."""
+    if argv is None:  # a real command line, not a test calling main() in-process
+        mute_native_stderr()
     args = sys.argv[1:] if argv is None else argv
-    if args and not {"--help", "-h"} & set(args):  # help stays fast: no TensorFlow import
-        import_tensorflow_quietly()
     command = typer.main.get_command(app)
     try:
         command.main(args=args, prog_name="keraslab", standalone_mode=False)
