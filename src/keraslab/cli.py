@@ -237,6 +237,47 @@ def report_suite(
     console.print(f"Report: {paths['html']} and {paths['markdown']}")
 
 
+@app.command("tune")
+def tune_search(
+    tune_file: Annotated[Path, typer.Argument(help="A search YAML file, e.g. experiments/tune/fashion_mnist_tune_units.yaml.")],
+    search_dir: Annotated[Optional[Path], typer.Option(help="Where the search's ledger and report go (default: runs/tune/NAME).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start over; the old search is moved to SEARCH_DIR/superseded/, nothing is deleted.")
+    ] = False,
+    then_run: Annotated[
+        Optional[int], typer.Option("--then-run", min=1, help="Retrain the best configuration and the baseline over N seeds "
+                                    "and compare them on the test set (a `keraslab run` suite in SEARCH_DIR/then_run).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the search space and schedule, train nothing.")] = False,
+    data_dir: DataDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; one line per finished trial.")] = False,
+):
+    """Run a keras-tuner search from YAML; an interrupted search resumes where it stopped."""
+    from keraslab import tuning, tuning_report
+    from keraslab.reports import suite_report
+
+    search = tuning.load(tune_file)
+    target = search_dir or search.default_dir()
+    if dry_run:
+        console.print(tuning.describe(search, target))
+        console.print(f"Network sizes (parameters, every tuned value lowest / highest): {tuning.check_buildable(search)}")
+        console.print("Nothing was trained (--dry-run).")
+        return
+    outcome = tuning.tune(search, target, data_dir=data_dir, overwrite=overwrite, then_run=then_run, quiet=quiet, console=console)
+    console.print(tuning_report.trials_table(search, outcome.entries))
+    console.print(f"Trained {len(outcome.trained)} trial(s), kept {len(outcome.entries) - len(outcome.trained)} finished "
+                  f"trial(s); stopped: {outcome.stop_reason}.")
+    if outcome.best is not None:
+        console.print(f"Best: trial {outcome.best['number']}, {search.spec.objective} {outcome.best['score']:.4f}: "
+                      f"{outcome.best['hyperparameters']} -> {target / tuning.BEST_VARIANT}", highlight=False)
+    if outcome.then_run is not None:
+        console.print(suite_report.summary_table(outcome.then_run.summary))
+        if outcome.reproduced:
+            console.print(tuning_report.reproduced_sentence(outcome.reproduced), highlight=False)
+    if outcome.report:
+        console.print(f"Report: {outcome.report['html']}; table: {outcome.report['csv']}; ledger: {target / tuning.LEDGER}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2; bugs keep their traceback."""
     if argv is None:  # a real command line, not a test calling main() in-process
