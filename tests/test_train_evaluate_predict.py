@@ -143,3 +143,41 @@ def test_existing_run_directory_is_never_overwritten(fashion_run, shared_data_di
     assert run_cli("train", "fashion-mnist", "--model", "lesson-mlp", "--out", fashion_run.path,
                    "--data-dir", shared_data_dir) == 2
     assert (fashion_run.path / "metrics.json").read_text() == before
+
+
+
+def test_keraslab_matches_plain_keras_bit_for_bit(shared_data_dir, tmp_path):
+    """With no validation holdout, keraslab trains exactly what the exercise's plain Keras code does."""
+    import dataclasses
+    import gzip
+
+    import keras
+    import tensorflow as tf
+
+    from keraslab import pipeline
+    from keraslab.config import RunConfig
+
+    def idx(name, offset):
+        return np.frombuffer(gzip.open(shared_data_dir / "fashion-mnist" / name).read(), np.uint8, offset=offset)
+
+    n = 3000  # the first images in file order, to keep the test short
+    x, y = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:n] / 255.0, idx("train-labels-idx1-ubyte.gz", 8)[:n]
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    tf.config.experimental.enable_op_determinism()
+    plain = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(256, "relu"),
+                              keras.layers.Dense(128, "relu"), keras.layers.Dense(64, "tanh"),
+                              keras.layers.Dense(64, "relu"), keras.layers.Dense(10)])
+    plain.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.fit(x, y, epochs=1, verbose=0)
+    plain_weights = plain.get_weights()
+
+    full = data.load("fashion_mnist", data_dir=shared_data_dir, val_fraction=0)
+    splits = dataclasses.replace(full, x_train=full.x_train[:n], y_train=full.y_train[:n])
+    cfg = RunConfig(dataset="fashion_mnist", model="lesson-mlp", training={"epochs": 1}, val_fraction=0)
+    run = Run.open(pipeline.train_run(cfg, tmp_path / "run", splits=splits, verbose=0))
+    ours = run.load_model().get_weights()
+    assert len(ours) == len(plain_weights)
+    for a, b in zip(ours, plain_weights):
+        np.testing.assert_array_equal(a, b)

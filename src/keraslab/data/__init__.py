@@ -153,11 +153,12 @@ def split_indices(
     """(train, val, test) indices; exposed so the split can be reproduced without the data.
 
     The validation set is the first round(n_train * val_fraction) entries of
-    `np.random.default_rng(seed).permutation(n_train)`; train is the rest, kept in that shuffled
-    order (harmless for training, and it saves a pipeline that forgets to shuffle from IMDB's
-    all-negatives-then-all-positives file order). Subsets draw from their own streams
-    (`default_rng([seed, 1])` for train, `[seed, 2]` for test) so asking for a subset never
-    moves the validation split. The test set keeps file order.
+    `np.random.default_rng(seed).permutation(n_train)`; train is the rest. Every split keeps the
+    files' order, so with val_fraction=0 keraslab feeds `model.fit` exactly the arrays plain Keras
+    would, and reproduces its numbers bit for bit (training shuffles every epoch anyway; IMDB's
+    files are all negatives, then all positives, so no caller may rely on order). Subsets draw
+    from their own streams (`default_rng([seed, 1])` for train, `[seed, 2]` for test) so asking
+    for a subset never moves the validation split.
     """
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise KeraslabError(f"seed must be a whole number, got {seed!r}")
@@ -165,10 +166,10 @@ def split_indices(
         raise KeraslabError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     perm = np.random.default_rng(int(seed)).permutation(n_train)
     n_val = int(round(n_train * float(val_fraction)))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     k = _check_subset("train_subset", train_subset, len(train_idx))
     if k is not None:
-        train_idx = np.random.default_rng([int(seed), 1]).choice(train_idx, size=k, replace=False)
+        train_idx = np.sort(np.random.default_rng([int(seed), 1]).choice(train_idx, size=k, replace=False))
     test_idx = np.arange(n_test)
     k = _check_subset("test_subset", test_subset, n_test)
     if k is not None:
