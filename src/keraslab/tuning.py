@@ -55,6 +55,7 @@ import resource
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -833,12 +834,14 @@ def _warnings(search: Search) -> list[str]:
         left, trials = n, 0
         for b in [r for r in rounds if r["round"] == 0]:
             if left < b["trials"]:
+                first = trials == 0
                 trials += left
+                expect = (f"expect {trials} trials of {b['epochs']} epoch(s) each and none longer" if first else
+                          f"expect {trials} trials in all")
                 out.append(
                     f"the space has only {n} distinct configurations; Hyperband's bracket {b['bracket']} wants "
                     f"{b['trials']} new ones, and keras-tuner ends the whole search when it cannot draw a new "
-                    f"one: expect {trials} trials in all, the last ones of {b['epochs']} epoch(s) "
-                    "(see docs/tuning.md, 'Small spaces')")
+                    f"one: {expect} (see docs/tuning.md, 'Small spaces')")
                 break
             left -= b["trials"]
             trials += sum(r["trials"] for r in rounds if r["bracket"] == b["bracket"] and r["iteration"] == b["iteration"])
@@ -921,8 +924,35 @@ def make_oracle(search: Search, search_dir: Path):
     return oracle
 
 
+class _OracleCall:
+    """keras-tuner 1.4 calls the deprecated threading.currentThread() in every oracle method;
+    keep that warning out of the user's terminal."""
+
+    def __enter__(self):
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="keras_tuner")
+        warnings.filterwarnings("ignore", message=".*currentThread.*", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*getName.*", category=DeprecationWarning)
+        # The Bayesian oracle's Gaussian process warns about kernel bounds on most fits.
+        warnings.filterwarnings("ignore", module="sklearn.gaussian_process")
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+
+def _create(oracle):
+    with _OracleCall():
+        return oracle.create_trial(TUNER_ID)
+
+
 def _tell(oracle, trial, entry: dict) -> None:
     """Report a finished trial to the oracle, exactly the same way live and when replaying."""
+    with _OracleCall():
+        _tell_quietly(oracle, trial, entry)
+
+
+def _tell_quietly(oracle, trial, entry: dict) -> None:
     from keras_tuner.src.engine import trial as trial_module
 
     if entry["status"] == "completed":
@@ -953,7 +983,7 @@ def replay(search: Search, search_dir: Path, entries: list[dict]):
     oracle = make_oracle(search, search_dir)
     notes: list[str] = []
     for entry in entries:
-        trial = oracle.create_trial(TUNER_ID)
+        trial = _create(oracle)
         same = (trial.status == trial_module.TrialStatus.RUNNING and trial.trial_id == entry["trial_id"]
                 and trial.hyperparameters.values == entry["values"])
         if not same:
@@ -1009,17 +1039,26 @@ def weights_path(search_dir: Path, trial_id: str) -> Path:
     return Path(search_dir) / WEIGHTS / f"{trial_id}.weights.h5"
 
 
-def run_trial(search: Search, trial_values: dict, trial_id: str, number: int, splits, search_dir: Path,
-              *, session: int, callbacks: list = ()) -> dict:
-    """Build, train and validate one trial; return its ledger entry (nothing is written here but
-    the weights a later Hyperband round may continue from)."""
+def _keeps_weights(values: dict) -> bool:
+    """Hyperband may continue this trial in its bracket's next round."""
+    return "tuner/round" in values and values["tuner/round"] < values["tuner/bracket"]
+
+
+def train_trial(search: Search, values: dict, trial_id: str, splits, search_dir: Path,
+                callbacks: list = ()) -> tuple[dict[str, list[float]], int]:
+    """Build, train and validate one trial: (history, index of the epoch whose weights it keeps).
+
+    The same steps as ``pipeline.train_run`` (fresh session, seed, build, adapt on the training
+    split, compile, fit with the same early stopping), without the test set. A Hyperband trial
+    that continues another starts from that trial's kept weights and trains the remaining epochs
+    (as keras-tuner does: weights only, a fresh optimizer). Writes the weights a later round may
+    continue from, and nothing else.
+    """
     import keras
 
     from keraslab import models, training
     from keraslab.seeding import seed_everything
 
-    started = time.perf_counter()
-    values = dict(trial_values)
     epochs = int(values.get("tuner/epochs", search.spec.budget.max_epochs))
     initial = int(values.get("tuner/initial_epoch", 0))
     parent = values.get("tuner/trial_id")
@@ -1029,7 +1068,7 @@ def run_trial(search: Search, trial_values: dict, trial_id: str, number: int, sp
     _fresh_graph()
     seed_everything(cfg.seed)
     model = models.build(cfg.model, num_classes=len(search.class_names), kind=search.kind, **cfg.model_params)
-    if parent is not None:  # Hyperband: continue from the parent trial's kept weights (as keras-tuner does)
+    if parent is not None:
         source = weights_path(search_dir, parent)
         if not source.is_file():
             raise KeraslabError(f"trial {trial_id} continues trial {parent}, whose weights {source} are missing",
@@ -1038,7 +1077,7 @@ def run_trial(search: Search, trial_values: dict, trial_id: str, number: int, sp
     training.adapt_preprocessing(model, splits.x_train)
     training.compile_model(model, t)
     early = None
-    if t.early_stopping is not None:  # the same callback training.fit would add, kept to read its best epoch
+    if t.early_stopping is not None:  # the callback training.fit would add, kept here to read its best epoch
         es = t.early_stopping
         early = keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience,
                                               restore_best_weights=es.restore_best_weights)
@@ -1047,23 +1086,34 @@ def run_trial(search: Search, trial_values: dict, trial_id: str, number: int, sp
                            callbacks=[*callbacks, *([early] if early else [])])
     n = len(history.get("loss", []))
     kept = early.best_epoch if (early is not None and early.restore_best_weights) else n - 1
+    if _keeps_weights(values):
+        path = weights_path(search_dir, trial_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{trial_id}.partial-{os.getpid()}.weights.h5")
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    del model
+    _fresh_graph()
+    return history, kept
+
+
+def run_trial(search: Search, trial_values: dict, trial_id: str, number: int, splits, search_dir: Path,
+              *, session: int, callbacks: list = ()) -> dict:
+    """Train one trial (:func:`train_trial`) and return its ledger entry."""
+    started = time.perf_counter()
+    values = dict(trial_values)
+    initial = int(values.get("tuner/initial_epoch", 0))
+    cfg = search.trial_config(values)
+    history, kept = train_trial(search, values, trial_id, splits, search_dir, callbacks)
+    n = len(history.get("loss", []))
     metrics = {k: float(v[kept]) for k, v in history.items()}
     objective = search.spec.objective
     score = metrics.get(objective)
     series = history.get(objective, [])
     best_seen = (max(series) if search.direction == "max" else min(series)) if series else None
     status = "completed" if score is not None and math.isfinite(score) else "failed"
-
-    weights = None
-    if "tuner/round" in values and values["tuner/round"] < values["tuner/bracket"] and status == "completed":
-        path = weights_path(search_dir, trial_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{trial_id}.partial-{os.getpid()}.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-        weights = str(path.relative_to(search_dir))
-    del model
-    _fresh_graph()
+    weights = str(weights_path(search_dir, trial_id).relative_to(search_dir)) if _keeps_weights(values) else None
+    t = cfg.training
     rss, peak = _rss_mb()
     return {
         "number": number,
@@ -1502,7 +1552,7 @@ def tune(
                 stop_reason = _budget_reason(search, entries)
                 if stop_reason:
                     break
-                trial = oracle.create_trial(TUNER_ID)
+                trial = _create(oracle)
                 if trial.status != trial_module.TrialStatus.RUNNING:
                     total, _ = planned(search)
                     stop_reason = ("the algorithm's schedule is complete" if len(entries) >= total and
