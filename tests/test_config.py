@@ -19,3 +19,10 @@ def test_key_depends_on_every_setting_and_only_on_them():
     b = validate(RunConfig, {"dataset": "fashion_mnist", "model": "lesson-mlp"}, "x")
     c = validate(RunConfig, {"dataset": "fashion_mnist", "model": "lesson-mlp", "seed": 1}, "x")
     assert a.key() == b.key() != c.key()
+
+
+def test_key_ignores_settings_left_at_their_defaults():
+    """A field added later with a behaviour-preserving default must not orphan finished runs."""
+    a = validate(RunConfig, {"dataset": "fashion_mnist", "model": "lesson-mlp"}, "x")
+    b = validate(RunConfig, {"dataset": "fashion_mnist", "model": "lesson-mlp", "training": {"epochs": 10}}, "x")
+    assert a.key() == b.key()
