@@ -68,7 +68,7 @@ def train_run(
             model, splits, cfg.training, seed=cfg.seed, callbacks=[tensorboard, *callbacks], verbose=verbose
         )
 
-        probs = evaluation.predict_probabilities(model, splits.x_test)
+        probs = evaluation.predict_probabilities(model, splits.x_test, tta=cfg.training.tta)
         metrics = evaluation.compute_metrics(splits.y_test, probs, splits.class_names)
         env["wall_seconds"] = round(time.perf_counter() - started, 2)
         model.save(writer.path / runs.MODEL)
@@ -85,5 +85,5 @@ def evaluate_run(run: runs.Run, *, data_dir: Path | None = None) -> tuple[dict, 
     cfg = RunConfig.model_validate(run.config)
     splits = load_splits(cfg, data_dir)
     model = run.load_model()
-    probs = evaluation.predict_probabilities(model, splits.x_test)
+    probs = evaluation.predict_probabilities(model, splits.x_test, tta=cfg.training.tta)
     return evaluation.compute_metrics(splits.y_test, probs, splits.class_names), run.metrics
