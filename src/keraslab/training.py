@@ -95,6 +95,26 @@ def adapt_preprocessing(model: keras.Model, x_train: np.ndarray) -> None:
             layer.adapt(tf.data.Dataset.from_tensor_slices(tf.constant(list(x_train))).batch(2048))
 
 
+def adapt_label_statistics(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray) -> None:
+    """Fit weights that are statistics of the training labels (nbsvm's NB log-count ratios).
+
+    Training split only. A layer opts in with an ``adapt_with_labels(batches)`` method; it gets
+    ``(features, labels)`` batches, its features being what the layers before it make of x_train.
+    `fit` calls this first, after the vectorizers were adapted.
+    """
+    for index, layer in enumerate(model.layers):
+        if hasattr(layer, "adapt_with_labels"):
+            upstream = model.layers[:index]
+
+            def features(x, upstream=upstream):
+                for earlier in upstream:
+                    x = earlier(x)
+                return x
+
+            ds = tf.data.Dataset.from_tensor_slices((as_input(x_train), y_train)).batch(2048)
+            layer.adapt_with_labels((features(x), y) for x, y in ds)
+
+
 def as_input(x: np.ndarray):
     """Numpy string arrays are not valid Keras inputs; TextVectorization wants string tensors."""
     if x.dtype == object or x.dtype.kind in "US":
@@ -124,6 +144,7 @@ def fit(
     verbose: int | str = "auto",
 ) -> dict[str, list[float]]:
     """Train on splits.x_train, watch splits.x_val; the test split is never touched here."""
+    adapt_label_statistics(model, splits.x_train, splits.y_train)
     callbacks = list(callbacks)
     has_val = len(splits.y_val) > 0
     if splits.kind != "image" and (cfg.augmentation is not None or cfg.tta != "none"):
