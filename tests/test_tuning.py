@@ -401,13 +401,27 @@ def test_a_small_space_ends_the_search_as_keras_tuner_does(tmp_path, monkeypatch
 
 def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, monkeypatch):
     FakeTraining(nan_on=2).patch(monkeypatch)
-    outcome = tuning.tune(tuning.load(write(tmp_path, edited(algorithm="random", budget={"max_epochs": 1, "max_trials": 3}))),
-                          tmp_path / "s", quiet=True)
+    search = tuning.load(write(tmp_path, edited(algorithm="random", budget={"max_epochs": 1, "max_trials": 3})))
+    outcome = tuning.tune(search, tmp_path / "s", quiet=True)
     assert [e["status"] for e in outcome.entries] == ["completed", "failed", "completed"]
-    assert outcome.best["number"] in (1, 3)
-    oracle, _ = tuning.replay(outcome and tuning.load(write(tmp_path, edited(algorithm="random", budget={"max_epochs": 1, "max_trials": 3}), "r.yaml")),
-                              tmp_path / "r", outcome.entries)
+    assert outcome.entries[1]["score"] is None and outcome.best["number"] in (1, 3)
+    oracle, _ = tuning.replay(search, tmp_path / "r", outcome.entries)
     assert oracle.trials["0001"].status == "FAILED"
+
+
+def test_a_lost_search_json_is_recovered_from_the_copy_of_the_search_file(tmp_path, monkeypatch):
+    fake = FakeTraining(fail_on=3).patch(monkeypatch)
+    search = tuning.load(write(tmp_path))
+    with pytest.raises(RuntimeError):
+        tuning.tune(search, tmp_path / "s", quiet=True, report=False)
+    (tmp_path / "s" / tuning.STATE).unlink()
+    fake = FakeTraining().patch(monkeypatch)
+    tuning.tune(search, tmp_path / "s", quiet=True, report=False)
+    assert len(fake.calls) == 3
+    (tmp_path / "s" / tuning.STATE).unlink()
+    other = tuning.load(write(tmp_path, TINY.replace("seed: 0", "seed: 1"), "other.yaml"))
+    with pytest.raises(KeraslabError, match="changed: seed"):
+        tuning.tune(other, tmp_path / "s", quiet=True, report=False)
 
 
 def test_outputs_from_fake_trials(tmp_path, monkeypatch):
@@ -466,24 +480,30 @@ def real_search(shared_data_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("tune")
     path = write(base)
     sd = base / "search"
-    seen_test_sizes = []
+    seen_test_sizes, leftovers = [], []
     real_train = tuning.train_trial
 
     def recording(search, values, trial_id, splits, search_dir, callbacks=()):
         seen_test_sizes.append((len(splits.x_test), len(splits.y_test)))
-        return real_train(search, values, trial_id, splits, search_dir, callbacks)
+        before = set(tuning._gradient_registry())
+        result = real_train(search, values, trial_id, splits, search_dir, callbacks)
+        leftovers.append([k for k in set(tuning._gradient_registry()) - before if k.startswith("CustomGradient-")])
+        return result
 
     started = time.perf_counter()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tuning, "train_trial", recording)
         assert run_cli("tune", path, "--search-dir", sd, "--then-run", 1, "--data-dir", shared_data_dir, "--quiet") == 0
-    return {"path": path, "dir": sd, "test_sizes": seen_test_sizes, "seconds": time.perf_counter() - started}
+    return {"path": path, "dir": sd, "test_sizes": seen_test_sizes, "leftovers": leftovers,
+            "seconds": time.perf_counter() - started}
 
 
 @pytest.mark.slow
 def test_real_search_end_to_end(real_search):
     sd = real_search["dir"]
     assert real_search["test_sizes"] == [(0, 0)] * 5  # the tuner never sees test data
+    # each trial's graphs are released: no gradient function is left in TensorFlow's global registry
+    assert real_search["leftovers"] == [[]] * 5
     entries = tuning.read_ledger(sd)
     assert [e["status"] for e in entries] == ["completed"] * 5
     assert [e["total_epochs"] for e in entries] == [1, 1, 2, 2, 2] or entries[3]["epochs_run"] < 2  # early stopping
