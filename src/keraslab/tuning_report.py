@@ -36,7 +36,7 @@ def rows(search, entries: list[dict]) -> tuple[list[str], list[dict]]:
     obj = search.spec.objective
     hb = search.spec.algorithm.name == "hyperband"
     names = hp_names(search)
-    cols = ["trial", "trial_id", "status", obj, f"best_epoch_{obj}", "epochs", "epochs_run", "kept_epoch"]
+    cols = ["trial", "trial_id", "status", obj, f"best_epoch_{obj}", "epochs", "epochs_run", "kept_after_epoch"]
     if hb:
         cols += ["bracket", "round", "from_epoch", "continues_trial"]
     cols += names + ["seconds", "rss_mb", "peak_rss_mb", "session"]
@@ -45,7 +45,7 @@ def rows(search, entries: list[dict]) -> tuple[list[str], list[dict]]:
         r = {
             "trial": e["number"], "trial_id": e["trial_id"], "status": e["status"], obj: e["score"],
             f"best_epoch_{obj}": e["best_epoch_score"], "epochs": e["total_epochs"], "epochs_run": e["epochs_run"],
-            "kept_epoch": e["kept_epoch"] + 1, "seconds": e["seconds"], "rss_mb": e.get("rss_mb"),
+            "kept_after_epoch": e["kept_epoch"] + 1, "seconds": e["seconds"], "rss_mb": e.get("rss_mb"),
             "peak_rss_mb": e.get("peak_rss_mb"), "session": e.get("session"),
         }
         if hb:
@@ -135,6 +135,9 @@ def scores_figure(search, entries, path: Path) -> Path:
     failed = [e["number"] for e in entries if e["status"] != "completed"]
     for f in failed:
         ax.axvline(f, color="grey", lw=0.8, ls=":")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(search.spec.objective)
     ax.set_title(f"{search.spec.objective} per trial (colour: epochs trained)")
@@ -162,10 +165,23 @@ def hyperparameters_figure(search, entries, path: Path) -> Path:
             cats = [str(v) for v in hp.spec.values]
             xs = np.array([cats.index(str(v)) for v in vals]) + rng.uniform(-0.15, 0.15, len(vals))
             ax.set_xticks(range(len(cats)), cats, rotation=30 if max(map(len, cats)) > 6 else 0)
+            ax.set_xlim(-0.5, len(cats) - 0.5)
         else:
+            from matplotlib.ticker import MaxNLocator, NullFormatter
+
             xs = np.array(vals, dtype=float)
             if hp.log:
+                from matplotlib.ticker import FuncFormatter
+
                 ax.set_xscale("log")
+                short = FuncFormatter(lambda v, _: f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e"))
+                ax.xaxis.set_major_formatter(short)
+                # Within about a decade there is no major tick: label the minor ones, compactly.
+                narrow = hp.spec.max / hp.spec.min < 20
+                ax.xaxis.set_minor_formatter(short if narrow else NullFormatter())
+                ax.tick_params(axis="x", which="minor", labelsize=7)
+            elif hp.kind == "int" or (hp.kind == "choice" and all(isinstance(v, int) for v in vals)):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.scatter(xs, ys, c=eps, cmap="viridis", s=22)
         ax.set_title(hp.name)
         ax.set_ylabel(search.spec.objective)
@@ -223,7 +239,7 @@ def brackets_figure(search, entries, path: Path) -> Path:
             groups.append((h["bracket"], []))
         groups[-1][1].append(e)
     n = max(len(groups), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False, sharey=True, sharex=True)
     for ax, (b, members) in zip(axes.flat, groups):
         for e in members:
             if e["status"] != "completed":
@@ -238,6 +254,10 @@ def brackets_figure(search, entries, path: Path) -> Path:
         ax.set_xlabel("epochs trained")
         ax.grid(alpha=0.3)
     axes.flat[0].set_ylabel(search.spec.objective)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.flat[0].set_xlim(0, search.spec.budget.max_epochs + 0.5)
+    axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("Hyperband brackets (colour: round; lines: a trial continued in the next round)")
     return _save(fig, path)
 
