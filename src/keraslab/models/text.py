@@ -434,8 +434,8 @@ def nbsvm(
     "fasttext-bigram",
     kind="text",
     expected=(
-        "IMDB test accuracy 0.901 (one seed); 10 min wall measured while the 2-core CPU was shared "
-        "(load 10-15), CPU time not measured"
+        "IMDB test accuracy 0.901 (one seed, two runs); 264 s CPU time, 7-10 min wall measured while "
+        "the 2-core CPU was shared (load 3-10)"
     ),
     training={"epochs": 5, "batch_size": 32, "learning_rate": 1e-3, "optimizer": "adam"},
 )
