@@ -102,7 +102,7 @@ def _dense_bn_relu(x, units: int, dropout: float, name: str):
     kind="image",
     expected="not yet measured",
     training={
-        "epochs": 30, "batch_size": 128, "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 1e-4,
+        "epochs": 15, "batch_size": 128, "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 1e-4,
         "lr_schedule": {"kind": "cosine", "warmup_epochs": 1}, "label_smoothing": 0.1,
         "augmentation": {"horizontal_flip": True}, "tta": "flip",
     },
@@ -147,7 +147,7 @@ def cnn_small(num_classes: int = 10, filters: tuple = (32, 64), dense: int = 128
     kind="image",
     expected="not yet measured",
     training={
-        "epochs": 20, "batch_size": 128, "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 0.01,
+        "epochs": 15, "batch_size": 128, "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 0.01,
         "lr_schedule": {"kind": "one_cycle"}, "label_smoothing": 0.1,
         "augmentation": {"translate": 2, "horizontal_flip": True}, "tta": "flip",
     },
