@@ -5,7 +5,7 @@ networks of 1-3 Dense layers of 16-256 units) through `keraslab.tuning.tune`, th
 resident memory (RSS) the ledger recorded after each trial and the process' peak.
 
 Between trials keraslab clears the Keras session, removes the gradient functions the trial left
-in TensorFlow's global registry (the leak: see keraslab.tuning._ReleaseCustomGradients), and
+in TensorFlow's global registry (the leak: see keraslab.memory), and
 collects garbage. Two switches turn parts of that off, to show what each one does:
 
     KERASLAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/tune_memory.py
@@ -57,12 +57,12 @@ def main() -> None:
 
     import keras
 
-    from keraslab import tuning
+    from keraslab import memory, tuning
 
     if args.no_clear_session:
-        tuning._fresh_graph = gc.collect
+        memory.fresh_session = gc.collect
     if args.keep_custom_gradients:
-        tuning._ReleaseCustomGradients.__exit__ = lambda self, *exc: None
+        memory._gradient_registry = lambda: None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.yaml"
         path.write_text(SPEC.format(trials=args.trials))

@@ -72,7 +72,7 @@ REVIEW = "<script>alert('x')</script> A <b>wonderful</b> film.<br /><br />I love
 
 def fake_text_splits(seed: int = 0) -> data.Splits:
     y_test = np.arange(N_TEST) % 2
-    x_test = np.array([REVIEW.format(i=i) for i in range(N_TEST)], dtype=object)
+    x_test = np.array([REVIEW.format(i=i) + " more" * (i % 50) for i in range(N_TEST)], dtype=object)  # lengths vary
     x_train = np.array([REVIEW.format(i=-i) for i in range(12)], dtype=object)
     return data.Splits(
         name="imdb_reviews", kind="text", class_names=["negative", "positive"],

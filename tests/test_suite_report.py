@@ -151,10 +151,36 @@ def text_report(tmp_path_factory):
 def test_text_report_shows_escaped_review_snippets(text_report):
     page = (text_report / "report.html").read_text()
     md = (text_report / "report.md").read_text()
-    assert "misclassified.png" not in md and "| # | true | predicted (confidence) | review |" in md
+    assert "misclassified.png" not in md and "| # | true | predicted (confidence) | words | review |" in md
     assert "&lt;script&gt;" in page and "<script>" not in page  # review text never becomes markup
     assert "A &lt;b&gt;wonderful&lt;/b&gt; film. I loved it | every minute (review " in page  # <br />: a space
     assert "I loved it \\| every minute (review " in md  # a pipe cannot break the markdown table
-    assert page.count("data:image/png;base64,") == 6  # no image gallery for text
+    assert page.count("data:image/png;base64,") == 7  # no image gallery for text; accuracy by length instead
     rows = [line for line in md.splitlines() if "(review " in line]
     assert 1 <= len(rows) <= suite_report.GALLERY_TEXTS
+
+
+def test_text_report_accuracy_by_review_length(text_report):
+    md = (text_report / "report.md").read_text()
+    assert (text_report / "figures" / "accuracy_by_length.png").is_file()
+    section = md.split("## Accuracy by review length", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| ")]
+    header, rows = table[0], table[1:]
+    summary = json.loads((text_report / "summary.json").read_text())
+    names = [e["name"] for e in summary["results"]]
+    assert header.split("|")[3:-1] == [f" {n} " for n in names]
+    assert sum(int(r.split("|")[2]) for r in rows) == summary["n_test"]  # every test review in one group
+    assert len(rows) == suite_report.LENGTH_BINS
+
+
+def test_length_rows_groups_reviews_by_word_count():
+    x = ["a b", "a b c<br />d", "w " * 10, "w " * 20, "w " * 30, "w " * 40]
+    y = np.array([0, 1, 0, 1, 0, 1])
+    right = np.eye(2)[y]  # always right
+    summary = {"results": [{"name": "right"}, {"name": "wrong"}]}
+    rows = suite_report.length_rows(summary, {"right": [right], "wrong": [right[:, ::-1]]}, y, x, bins=3)
+    assert [r["words"] for r in rows] == ["2–4", "10–20", "30–40"]  # "<br />" separates words
+    assert [r["n"] for r in rows] == [2, 2, 2]
+    assert all(r["acc"]["right"] == 1.0 and r["acc"]["wrong"] == 0.0 for r in rows)
+    same = suite_report.length_rows(summary, {"right": [right], "wrong": [right]}, y, ["w w"] * 6)
+    assert [(r["words"], r["n"]) for r in same] == [("2–2", 6)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keraslab import data
+from keraslab import data, memory
 from keraslab.cli import main
 from keraslab.runs import Run
 
@@ -70,9 +70,13 @@ def test_imdb_run_beats_chance(imdb_run):
 
 
 def test_same_seed_gives_identical_metrics(shared_data_dir, fashion_run, tmp_path):
+    """Also: the run releases its graphs from TensorFlow's gradient registry (memory stays flat in
+    a suite), and that clean-up after the first run changes nothing in the second."""
     out = tmp_path / "again"
+    before = memory.custom_gradient_names()
     assert run_cli("train", "fashion-mnist", "--model", "lesson-mlp", "--epochs", 1, "--train-subset", 10000,
                    "--data-dir", shared_data_dir, "--out", out, "--quiet") == 0
+    assert memory.custom_gradient_names() == before
     again = Run.open(out)
     assert again.metrics == fashion_run.metrics
     np.testing.assert_array_equal(again.probabilities, fashion_run.probabilities)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from keraslab import experiments, pipeline, runs, tuning
+from keraslab import experiments, memory, pipeline, runs, tuning
 from keraslab.cli import main
 from keraslab.errors import KeraslabError
 
@@ -485,9 +485,9 @@ def real_search(shared_data_dir, tmp_path_factory):
 
     def recording(search, values, trial_id, splits, search_dir, callbacks=()):
         seen_test_sizes.append((len(splits.x_test), len(splits.y_test)))
-        before = set(tuning._gradient_registry())
+        before = memory.custom_gradient_names()
         result = real_train(search, values, trial_id, splits, search_dir, callbacks)
-        leftovers.append([k for k in set(tuning._gradient_registry()) - before if k.startswith("CustomGradient-")])
+        leftovers.append(sorted(memory.custom_gradient_names() - before))
         return result
 
     started = time.perf_counter()

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keraslab import data, evaluation, models, runs, training
+from keraslab import data, evaluation, memory, models, runs, training
 from keraslab.config import RunConfig
 from keraslab.reports import run_report
 from keraslab.seeding import seed_everything
@@ -52,9 +52,9 @@ def train_run(
     resolved["val_fraction"] = splits.val_fraction
     env = runs.environment() | {"data_source": splits.source, "run_key": cfg.key()}
 
-    with runs.RunWriter(out) as writer:
+    with memory.release_graphs(), runs.RunWriter(out) as writer:
         runs.write_json(writer.path / runs.CONFIG, resolved)
-        keras.backend.clear_session()  # memory stays flat when one process trains many models
+        memory.fresh_session()  # with release_graphs: memory stays flat when one process trains many models
         seed_everything(cfg.seed)
         model = models.build(cfg.model, num_classes=len(splits.class_names), kind=spec.kind, **cfg.model_params)
         if init_weights is not None:

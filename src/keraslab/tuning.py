@@ -31,7 +31,8 @@ data only.
    never trained again; the interrupted trial is proposed again with the same hyperparameters and
    trained from its first epoch, with the same seed. docs/tuning.md lists what is reproduced
    exactly and what cannot be.
-4. **Memory.** Every trial starts with ``keras.backend.clear_session()`` and ``gc.collect()``;
+4. **Memory.** Every trial starts with ``keras.backend.clear_session()`` and ``gc.collect()`` and
+   ends by releasing its graphs from TensorFlow's gradient registry (:mod:`keraslab.memory`);
    each ledger line records the resident memory after its trial (benchmarks/tune_memory.py).
 5. **Score.** A trial's score is the objective of the weights it *keeps*: the epoch EarlyStopping
    restored (``restore_best_weights``) or else the last epoch. keras-tuner scores the best epoch
@@ -44,13 +45,11 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import gc
 import hashlib
 import json
 import math
 import os
 import re
-import resource
 import shutil
 import time
 import warnings
@@ -62,6 +61,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from keraslab import memory
 from keraslab.config import RunConfig, Strict, TrainingConfig
 from keraslab.errors import KeraslabError
 
@@ -1007,63 +1007,6 @@ def replay(search: Search, search_dir: Path, entries: list[dict]):
 # --------------------------------------------------------------------------- one trial
 
 
-def _fresh_graph() -> None:
-    """Free the previous trial's models and graphs: memory stays flat over many trials."""
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
-
-
-def _gradient_registry() -> dict | None:
-    """TensorFlow's process-wide registry of gradient functions (private API; None if it moved)."""
-    try:
-        from tensorflow.python.framework import ops
-
-        registry = ops.gradient_registry._registry
-    except Exception:  # another TensorFlow: keep going without the fix
-        return None
-    return registry if isinstance(registry, dict) else None
-
-
-class _ReleaseCustomGradients:
-    """Drop the gradient functions a trial registered in TensorFlow's global registry.
-
-    The leak behind "memory grows trial after trial": Keras 3's TensorFlow optimizer sums the
-    gradients through the default distribution strategy's ``all_reduce``, a ``tf.custom_gradient``.
-    Traced in graph mode, each call registers a ``CustomGradient-<n>`` function in TensorFlow's
-    process-wide gradient registry, and that function's closure holds the traced train step, so
-    every ``fit`` keeps its graphs (about 6 MiB for a small MLP) alive forever;
-    ``keras.backend.clear_session()`` does not touch that registry. Once the trial's model is
-    gone nothing can ask for those gradients again, so the entries added during the trial are
-    removed. Results are unchanged (tested); memory stays flat (benchmarks/tune_memory.py).
-    """
-
-    def __enter__(self):
-        registry = _gradient_registry()
-        self.before = set(registry) if registry is not None else None
-        return self
-
-    def __exit__(self, *exc):
-        registry = _gradient_registry()
-        if registry is None or self.before is None:
-            return
-        for name in [n for n in registry if n not in self.before and str(n).startswith("CustomGradient-")]:
-            registry.pop(name, None)
-        gc.collect()
-
-
-def _rss_mb() -> tuple[float | None, float]:
-    """(current, peak) resident memory of this process in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    try:
-        with open("/proc/self/statm") as fh:
-            current = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        current = None
-    return current, peak
-
-
 def load_search_splits(search: Search, data_dir: Path | None = None):
     """Training and validation data of the search; the test set is dropped before any trial."""
     from keraslab import data
@@ -1090,9 +1033,9 @@ def train_trial(search: Search, values: dict, trial_id: str, splits, search_dir:
     split, compile, fit with the same early stopping), without the test set. A Hyperband trial
     that continues another starts from that trial's kept weights and trains the remaining epochs
     (as keras-tuner does: weights only, a fresh optimizer). Writes the weights a later round may
-    continue from, and nothing else. Then it releases the trial's graphs (_ReleaseCustomGradients).
+    continue from, and nothing else. Then it releases the trial's graphs (keraslab.memory).
     """
-    with _ReleaseCustomGradients():
+    with memory.release_graphs():
         return _train_trial(search, values, trial_id, splits, search_dir, callbacks)
 
 
@@ -1108,7 +1051,7 @@ def _train_trial(search, values, trial_id, splits, search_dir, callbacks):
     cfg = search.trial_config(values)
     t = cfg.training
 
-    _fresh_graph()
+    memory.fresh_session()
     seed_everything(cfg.seed)
     model = models.build(cfg.model, num_classes=len(search.class_names), kind=search.kind, **cfg.model_params)
     if parent is not None:
@@ -1136,7 +1079,7 @@ def _train_trial(search, values, trial_id, splits, search_dir, callbacks):
         model.save_weights(tmp)
         os.replace(tmp, path)
     del model
-    _fresh_graph()
+    memory.fresh_session()
     return history, kept
 
 
@@ -1157,7 +1100,7 @@ def run_trial(search: Search, trial_values: dict, trial_id: str, number: int, sp
     status = "completed" if score is not None and math.isfinite(score) else "failed"
     weights = str(weights_path(search_dir, trial_id).relative_to(search_dir)) if _keeps_weights(values) else None
     t = cfg.training
-    rss, peak = _rss_mb()
+    rss, peak = memory.rss_mb()
     return {
         "number": number,
         "trial_id": trial_id,

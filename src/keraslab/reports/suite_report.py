@@ -26,6 +26,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 GALLERY_IMAGES = 24
 GALLERY_TEXTS = 8
 SNIPPET_CHARS = 400
+LENGTH_BINS = 5  # review-length groups of equal size (quantiles of the test reviews' word counts)
 MAX_BARS = 6  # entries in the per-class chart
 PALETTE = plt.get_cmap("tab10").colors
 
@@ -369,6 +370,44 @@ def gallery_figure(x: np.ndarray, y: np.ndarray, probs: np.ndarray, names: list[
     return _save(fig, path)
 
 
+def word_counts(texts) -> np.ndarray:
+    """Words per review, after the `<br />` tags the IMDB reviews are full of."""
+    return np.array([len(re.sub(r"<br\s*/?>", " ", str(t)).split()) for t in texts])
+
+
+def length_rows(summary: dict, probs: dict[str, list[np.ndarray]], y: np.ndarray, x_test, bins: int = LENGTH_BINS) -> list[dict]:
+    """Test accuracy (mean over seeds) of every entry within review-length groups of equal size."""
+    words = word_counts(x_test)
+    edges = np.unique(np.quantile(words, np.linspace(0, 1, bins + 1)))
+    group = np.clip(np.searchsorted(edges, words, side="right") - 1, 0, max(len(edges) - 2, 0))
+    rows = []
+    for g in range(max(len(edges) - 1, 1)):  # one group when every review has the same length
+        mask = group == g
+        if not mask.any():
+            continue
+        hi = int(words[mask].max())
+        row = {"words": f"{int(words[mask].min())}–{hi}", "n": int(mask.sum()), "acc": {}}
+        for e in summary["results"]:
+            row["acc"][e["name"]] = float(np.mean([(p[mask].argmax(1) == y[mask]).mean() for p in probs[e["name"]]]))
+        rows.append(row)
+    return rows
+
+
+def length_figure(summary: dict, rows: list[dict], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(rows))
+    for i, e in enumerate(summary["results"]):
+        style = "--" if e["kind"] == "ensemble" else "-"
+        ax.plot(x, [100 * r["acc"][e["name"]] for r in rows], style, marker="o", color=PALETTE[i % len(PALETTE)], label=e["name"])
+    ax.set_xticks(x, [f"{r['words']}\n({r['n']})" for r in rows], fontsize=8)
+    ax.set_xlabel("review length in words (test reviews in the group)")
+    ax.set_ylabel("test accuracy (%), mean over seeds")
+    ax.set_title("Accuracy by review length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _snippet(text: str) -> str:
     text = re.sub(r"<br\s*/?>", " ", str(text))
     text = " ".join(text.split())
@@ -442,7 +481,7 @@ def write(
     y = np.asarray(y_test)
     best_probs = probs[best["name"]][0]
     gallery_title = f"{best['name']}, seed {seed0}: its most confident mistakes"
-    texts = []
+    texts, lengths = [], []
     if summary["kind"] == "image":
         idx = _mistakes(y, best_probs, GALLERY_IMAGES)
         if idx:
@@ -452,7 +491,10 @@ def write(
         for i in _mistakes(y, best_probs, GALLERY_TEXTS):
             p = int(best_probs[i].argmax())
             texts.append({"index": i, "true": names[int(y[i])], "predicted": names[p],
-                          "confidence": f"{best_probs[i, p]:.2f}", "text": _snippet(x_test[i])})
+                          "confidence": f"{best_probs[i, p]:.2f}", "text": _snippet(x_test[i]),
+                          "words": int(word_counts([x_test[i]])[0])})
+        lengths = length_rows(summary, probs, y, x_test)
+        add("lengths", "Accuracy by review length", length_figure(summary, lengths, fig_dir / "accuracy_by_length.png"))
 
     first_env = {}
     first_run = base["seeds"][0].get("run_dir")
@@ -473,6 +515,8 @@ def write(
         "figures": {f["key"]: f for f in figures},
         "gallery_title": gallery_title,
         "texts": texts,
+        "lengths": lengths,
+        "length_names": [e["name"] for e in summary["results"]],
         "env": first_env,
         "total_wall": _duration(summary["total_wall_seconds"]),
         "n_runs": sum(len(e["seeds"]) for e in summary["results"] if e["kind"] == "variant"),
