@@ -91,6 +91,9 @@ def variants_with(**extra) -> dict:
         (edited(ensembles={"a": {"members": ["b", "c"]}}), ["'ensembles.a'", "already a variant"]),
         (edited(ensembles={"e": {"members": ["a"]}}), ["'ensembles.e.members'", "at least 2"]),
         (edited(name="my suite/1"), ["'name'", "folder name"]),
+        (edited(targets=[{"name": "t", "accuracy": 0.9, "among": ["zz"]}]),
+         ["'targets.0.among': unknown variant or ensemble 'zz'", "allowed: a, b, c, e"]),
+        (edited(targets=[{"name": "t", "accuracy": 90, "among": ["a"]}]), ["'targets.0.accuracy'", "less than or equal to 1"]),
         (edited(name=None), ["missing key 'name'"]),
         ("name: x\ndataset: fashion-mnist\nname: y\n", ["duplicate key 'name'"]),
         ("name: x\n  dataset: [\n", ["not valid YAML", "line"]),
@@ -371,6 +374,41 @@ def test_summary_and_ensemble_averaging_from_the_run_directories(tmp_path, monke
     assert by["a"]["verdict"] == "baseline" and by["a"]["difference"] is None
     assert [e["name"] for e in summary["results"]] == sorted(by, key=lambda n: -by[n]["mean"])
     assert summary["n_test"] == suite_fakes.N_TEST and summary["seeds"] == [0, 1]
+
+
+TARGETS_YAML = """\
+targets:
+  - {name: reachable, accuracy: 0.01, among: [a, b]}
+  - {name: too high, accuracy: 1.0, among: [b, c, e], tried: more epochs and a wider network}
+  - {name: too slow, accuracy: 0.01, among: [e], max_wall_seconds: 2}
+"""
+
+
+def test_targets_say_met_or_missed_by_how_much_and_what_was_tried(tmp_path, monkeypatch, capsys):
+    suite = experiments.load(write_suite(tmp_path, suite_fakes.SUITE_YAML + TARGETS_YAML))
+    sd = tmp_path / "s"
+    suite_fakes.patch(monkeypatch, FakeTraining())
+    experiments.run(suite, sd, quiet=True)
+    summary = json.loads((sd / "summary.json").read_text())
+    by = {e["name"]: e for e in summary["results"]}
+    reachable, high, slow = summary["targets"]
+
+    best = max(["a", "b"], key=lambda n: by[n]["mean"])
+    assert reachable["best"] == best and reachable["met"] and reachable["gap"] == pytest.approx(by[best]["mean"] - 0.01)
+    assert reachable["slowest_run_seconds"] == pytest.approx(1.5)  # FakeTraining's runs take 1.5 s
+    assert not high["met"] and high["gap"] == pytest.approx(max(by[n]["mean"] for n in "bce") - 1.0)
+    # the ensemble trains both members: 1.5 + 1.5 s, over its 2 s limit, so missed however accurate
+    assert slow["best"] == "e" and slow["slowest_run_seconds"] == pytest.approx(3.0)
+    assert not slow["within_time"] and not slow["met"]
+
+    md = (sd / "report.md").read_text()
+    assert "## Targets" in md and "| reachable | ≥ 1.00 % |" in md
+    assert f"- **too high**, missed ({-100 * high['gap']:.2f} pp short). Tried: more epochs and a wider network" in md
+    assert "3 s (over the limit) | **missed** |" in md
+    assert "reachable" not in md.split("## Targets")[1].split("Tried:")[0].split("- **")[1]  # met goals list nothing tried
+    assert run_cli("report", sd) == 0
+    out = capsys.readouterr().out
+    assert "target too slow (≥ 1.00 % in ≤ 2 s per run): missed; best e, " in out
 
 
 def test_report_refuses_an_unfinished_suite(tmp_path, monkeypatch, capsys):

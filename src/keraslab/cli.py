@@ -218,6 +218,8 @@ def run_suite(
         return
     outcome = experiments.run(suite, target, data_dir=data_dir, force=force or [], quiet=quiet, console=console)
     console.print(suite_report.summary_table(outcome.summary))
+    for line in suite_report.target_lines(outcome.summary):
+        console.print(line, highlight=False)
     console.print(f"Trained {len(outcome.trained)} run(s), reused {len(outcome.skipped)} finished run(s).")
     console.print(f"Report: {outcome.report['html']} and {outcome.report['markdown']}; numbers: {target / experiments.SUMMARY}")
 
@@ -234,6 +236,8 @@ def report_suite(
     suite = experiments.open_suite_dir(suite_dir)
     summary, paths = experiments.summarize_and_report(suite, suite_dir, data_dir=data_dir)
     console.print(suite_report.summary_table(summary))
+    for line in suite_report.target_lines(summary):
+        console.print(line, highlight=False)
     console.print(f"Report: {paths['html']} and {paths['markdown']}")
 
 

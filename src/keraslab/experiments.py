@@ -93,6 +93,17 @@ class EnsembleSpec(Strict):
     description: str | None = None
 
 
+class TargetSpec(Strict):
+    """A goal of the suite: the best of `among` (mean test accuracy over seeds) reaches `accuracy`,
+    optionally with every training run within `max_wall_seconds` (an ensemble: its members' runs added)."""
+
+    name: str
+    accuracy: float = Field(gt=0, le=1)
+    among: list[str] = Field(min_length=1)
+    max_wall_seconds: float | None = Field(None, gt=0)
+    tried: str | None = None  # what was tried to reach it; the report shows it when the goal is missed
+
+
 class SuiteSpec(Strict):
     name: str
     dataset: str
@@ -104,6 +115,7 @@ class SuiteSpec(Strict):
     baseline: str | None = None
     variants: dict[str, VariantSpec] = Field(min_length=1)
     ensembles: dict[str, EnsembleSpec] = Field(default_factory=dict)
+    targets: list[TargetSpec] = Field(default_factory=list)
     val_fraction: float | None = Field(None, ge=0, lt=1)
     # A training subset only: the data layer draws a test subset per seed, and seeds are compared
     # on one and the same test set. Evaluating the whole test set is cheap next to training.
@@ -404,6 +416,11 @@ def load(path, *, text: str | None = None) -> Suite:
             if any(w < 0 or not math.isfinite(w) for w in e.weights) or sum(e.weights) <= 0:
                 raise _fail(file, f"{where}.weights", "weights must be non-negative with a positive sum")
         ensembles[name] = Ensemble(name, list(e.members), e.weights, e.description)
+
+    for i, t in enumerate(spec.targets):
+        for n in t.among:
+            if n not in variants and n not in ensembles:
+                raise _fail(file, f"targets.{i}.among", f"unknown variant or ensemble {n!r}", [*variants, *ensembles])
 
     suite = Suite(path, text, spec, dataset, kind, class_names, variants, ensembles, baseline)
     for seed in spec.seeds:
@@ -935,6 +952,7 @@ def summarize(suite: Suite, suite_dir: Path, y_true: np.ndarray) -> tuple[dict, 
         })
     order = sorted(entries, key=lambda n: (-entries[n]["mean"], n))
     return comparison._jsonable({
+        "targets": [_target(t, entries) for t in suite.spec.targets],
         "suite": suite.name,
         "description": suite.spec.description,
         "file": str(suite.file),
@@ -954,6 +972,28 @@ def summarize(suite: Suite, suite_dir: Path, y_true: np.ndarray) -> tuple[dict, 
         "command": _command(),
         "generated": datetime.now().isoformat(timespec="seconds"),
     }), probs
+
+
+def _slowest_run(entries: dict[str, dict], name: str) -> float:
+    """Wall seconds of an entry's slowest training run; an ensemble needs all its members' runs."""
+    e = entries[name]
+    if e["kind"] == "ensemble":
+        return sum(_slowest_run(entries, m) for m in e["members"])
+    return max(s["wall_seconds"] or 0.0 for s in e["seeds"])
+
+
+def _target(t: TargetSpec, entries: dict[str, dict]) -> dict:
+    """Whether the best candidate reaches the goal, and by how much it misses."""
+    in_time = [n for n in t.among if t.max_wall_seconds is None or _slowest_run(entries, n) <= t.max_wall_seconds]
+    best = max(in_time or t.among, key=lambda n: (entries[n]["mean"], n))
+    mean, wall = entries[best]["mean"], _slowest_run(entries, best)
+    within = t.max_wall_seconds is None or wall <= t.max_wall_seconds
+    return {
+        "name": t.name, "accuracy": t.accuracy, "max_wall_seconds": t.max_wall_seconds, "among": t.among,
+        "best": best, "mean": mean, "std": entries[best]["std"], "gap": mean - t.accuracy,
+        "slowest_run_seconds": wall, "within_time": within, "met": mean >= t.accuracy and within,
+        "tried": t.tried,
+    }
 
 
 def _command() -> str | None:

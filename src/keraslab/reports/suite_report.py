@@ -99,6 +99,32 @@ def summary_rows(summary: dict) -> list[dict]:
     return rows
 
 
+def target_rows(summary: dict) -> list[dict]:
+    """The suite's goals: met or missed, and by how many points."""
+    rows = []
+    for t in summary.get("targets", []):
+        limit = t["max_wall_seconds"]
+        rows.append({
+            "name": t["name"],
+            "goal": f"≥ {_pct(t['accuracy'])} %" + (f" in ≤ {_duration(limit)} per run" if limit else ""),
+            "best": t["best"],
+            "accuracy": f"{_pct(t['mean'])} ± {_pct(t['std'])}" if t["std"] is not None else _pct(t["mean"]),
+            "gap": _pp(t["gap"]),
+            "wall": _duration(t["slowest_run_seconds"]) + ("" if t["within_time"] else " (over the limit)"),
+            "met": "met" if t["met"] else "missed",
+            "miss": (f"{100 * -t['gap']:.2f} pp short" if t["gap"] < 0 else "") + (
+                ("; " if t["gap"] < 0 else "") + "over the time limit" if not t["within_time"] else ""),
+            "tried": t["tried"] if not t["met"] else None,
+        })
+    return rows
+
+
+def target_lines(summary: dict) -> list[str]:
+    """One line per goal, for the terminal."""
+    return [f"target {r['name']} ({r['goal']}): {r['met']}; best {r['best']}, {r['accuracy']} % ({r['gap']} pp), "
+            f"slowest run {r['wall']}" for r in target_rows(summary)]
+
+
 def ensemble_rows(summary: dict) -> list[dict]:
     rows = []
     for e in summary["results"]:
@@ -508,6 +534,7 @@ def write(
         "base": base,
         "rows": summary_rows(summary),
         "ensembles": ensemble_rows(summary),
+        "targets": target_rows(summary),
         "per_class": per_class_rows(summary, best),
         "pairs": confused_pairs(summary, best),
         "variants": variant_rows(summary),
