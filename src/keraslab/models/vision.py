@@ -100,7 +100,10 @@ def _dense_bn_relu(x, units: int, dropout: float, name: str):
 @register(
     "mlp-bn-dropout",
     kind="image",
-    expected="not yet measured",
+    expected=(
+        "Fashion-MNIST test accuracy 0.893 ± 0.002 (3 seeds, experiments/fashion_mnist_best.yaml); "
+        "about 2.5 min on 2 CPU cores"
+    ),
     training={
         "epochs": 15, "batch_size": 128, "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 1e-4,
         "lr_schedule": {"kind": "cosine", "warmup_epochs": 1}, "label_smoothing": 0.1,
@@ -123,7 +126,10 @@ def mlp_bn_dropout(
 @register(
     "cnn-small",
     kind="image",
-    expected="not yet measured",
+    expected=(
+        "Fashion-MNIST test accuracy 0.915 ± 0.002 (3 seeds, experiments/fashion_mnist_best.yaml); "
+        "about 4 min on 2 CPU cores"
+    ),
     training={
         "epochs": 15, "batch_size": 128, "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 1e-4,
         "lr_schedule": {"kind": "one_cycle"}, "label_smoothing": 0.1,
@@ -145,7 +151,10 @@ def cnn_small(num_classes: int = 10, filters: tuple = (32, 64), dense: int = 128
 @register(
     "vgg-bn",
     kind="image",
-    expected="not yet measured",
+    expected=(
+        "Fashion-MNIST test accuracy 0.930 ± 0.001 (3 seeds, experiments/fashion_mnist_best.yaml); "
+        "about 10 min on 2 CPU cores"
+    ),
     training={
         "epochs": 15, "batch_size": 128, "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 0.01,
         "lr_schedule": {"kind": "one_cycle"}, "label_smoothing": 0.1,
@@ -185,7 +194,10 @@ def vgg_bn(
 @register(
     "resnet-small",
     kind="image",
-    expected="not yet measured",
+    expected=(
+        "Fashion-MNIST test accuracy not measured on the full data: at about 76 s per epoch on 2 CPU "
+        "cores its 20 epochs take about 25 min (benchmarks/fashion_mnist_speed.py)"
+    ),
     training={
         "epochs": 20, "batch_size": 128, "optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 5e-4,
         "lr_schedule": {"kind": "one_cycle"}, "label_smoothing": 0.1,
