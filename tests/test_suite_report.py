@@ -158,6 +158,8 @@ def test_text_report_shows_escaped_review_snippets(text_report):
     assert page.count("data:image/png;base64,") == 7  # no image gallery for text; accuracy by length instead
     rows = [line for line in md.splitlines() if "(review " in line]
     assert 1 <= len(rows) <= suite_report.GALLERY_TEXTS
+    top = json.loads((text_report / "summary.json").read_text())["results"][0]["name"]
+    assert f"{top}, seed 0: its most confident mistakes." in md  # the most accurate, even the baseline
 
 
 def test_text_report_accuracy_by_review_length(text_report):

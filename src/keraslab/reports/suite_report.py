@@ -505,8 +505,9 @@ def write(
     add("per_class", "Per-class recall and precision", per_class_figure(summary, fig_dir / "per_class.png"))
 
     y = np.asarray(y_test)
-    best_probs = probs[best["name"]][0]
-    gallery_title = f"{best['name']}, seed {seed0}: its most confident mistakes"
+    top = summary["results"][0]  # the gallery shows the most accurate model's mistakes, the baseline too
+    best_probs = probs[top["name"]][0]
+    gallery_title = f"{top['name']}, seed {seed0}: its most confident mistakes"
     texts, lengths = [], []
     if summary["kind"] == "image":
         idx = _mistakes(y, best_probs, GALLERY_IMAGES)
@@ -541,6 +542,7 @@ def write(
         "helped": what_helped(summary),
         "figures": {f["key"]: f for f in figures},
         "gallery_title": gallery_title,
+        "gallery_model": top["name"],
         "texts": texts,
         "lengths": lengths,
         "length_names": [e["name"] for e in summary["results"]],
