@@ -180,9 +180,9 @@ def test_length_rows_groups_reviews_by_word_count():
     y = np.array([0, 1, 0, 1, 0, 1])
     right = np.eye(2)[y]  # always right
     summary = {"results": [{"name": "right"}, {"name": "wrong"}]}
-    rows = suite_report.length_rows(summary, {"right": [right], "wrong": [right[:, ::-1]]}, y, x, bins=3)
+    rows = suite_report.length_rows(summary, {"right": [right], "wrong": [right[:, ::-1]]}, y, suite_report.word_counts(x), bins=3)
     assert [r["words"] for r in rows] == ["2–4", "10–20", "30–40"]  # "<br />" separates words
     assert [r["n"] for r in rows] == [2, 2, 2]
     assert all(r["acc"]["right"] == 1.0 and r["acc"]["wrong"] == 0.0 for r in rows)
-    same = suite_report.length_rows(summary, {"right": [right], "wrong": [right]}, y, ["w w"] * 6)
+    same = suite_report.length_rows(summary, {"right": [right], "wrong": [right]}, y, suite_report.word_counts(["w w"] * 6))
     assert [(r["words"], r["n"]) for r in same] == [("2–2", 6)]

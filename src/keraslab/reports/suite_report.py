@@ -112,8 +112,8 @@ def target_rows(summary: dict) -> list[dict]:
             "gap": _pp(t["gap"]),
             "wall": _duration(t["slowest_run_seconds"]) + ("" if t["within_time"] else " (over the limit)"),
             "met": "met" if t["met"] else "missed",
-            "miss": (f"{100 * -t['gap']:.2f} pp short" if t["gap"] < 0 else "") + (
-                ("; " if t["gap"] < 0 else "") + "over the time limit" if not t["within_time"] else ""),
+            "miss": "; ".join(([f"{100 * -t['gap']:.2f} pp short"] if t["gap"] < 0 else [])
+                              + ([] if t["within_time"] else ["over the time limit"])),
             "tried": t["tried"] if not t["met"] else None,
         })
     return rows
@@ -396,14 +396,18 @@ def gallery_figure(x: np.ndarray, y: np.ndarray, probs: np.ndarray, names: list[
     return _save(fig, path)
 
 
+_BREAK = re.compile(r"<br\s*/?>")  # the IMDB reviews' line breaks, glued to the words around them
+
+
 def word_counts(texts) -> np.ndarray:
-    """Words per review, after the `<br />` tags the IMDB reviews are full of."""
-    return np.array([len(re.sub(r"<br\s*/?>", " ", str(t)).split()) for t in texts])
+    """Words per review, `<br />` counting as a space."""
+    return np.array([len(_BREAK.sub(" ", str(t)).split()) for t in texts])
 
 
-def length_rows(summary: dict, probs: dict[str, list[np.ndarray]], y: np.ndarray, x_test, bins: int = LENGTH_BINS) -> list[dict]:
-    """Test accuracy (mean over seeds) of every entry within review-length groups of equal size."""
-    words = word_counts(x_test)
+def length_rows(summary: dict, probs: dict[str, list[np.ndarray]], y: np.ndarray, words: np.ndarray,
+                bins: int = LENGTH_BINS) -> list[dict]:
+    """Test accuracy (mean over seeds) of every entry within review-length groups of equal size;
+    `words` holds each test review's word count (:func:`word_counts`)."""
     edges = np.unique(np.quantile(words, np.linspace(0, 1, bins + 1)))
     group = np.clip(np.searchsorted(edges, words, side="right") - 1, 0, max(len(edges) - 2, 0))
     rows = []
@@ -435,7 +439,7 @@ def length_figure(summary: dict, rows: list[dict], path: Path) -> Path:
 
 
 def _snippet(text: str) -> str:
-    text = re.sub(r"<br\s*/?>", " ", str(text))
+    text = _BREAK.sub(" ", str(text))
     text = " ".join(text.split())
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " …"
 
@@ -506,21 +510,22 @@ def write(
 
     y = np.asarray(y_test)
     top = summary["results"][0]  # the gallery shows the most accurate model's mistakes, the baseline too
-    best_probs = probs[top["name"]][0]
+    top_probs = probs[top["name"]][0]
     gallery_title = f"{top['name']}, seed {seed0}: its most confident mistakes"
     texts, lengths = [], []
     if summary["kind"] == "image":
-        idx = _mistakes(y, best_probs, GALLERY_IMAGES)
+        idx = _mistakes(y, top_probs, GALLERY_IMAGES)
         if idx:
             add("gallery", "Misclassified test images", gallery_figure(
-                x_test, y, best_probs, names, idx, fig_dir / "misclassified.png", gallery_title))
+                x_test, y, top_probs, names, idx, fig_dir / "misclassified.png", gallery_title))
     else:
-        for i in _mistakes(y, best_probs, GALLERY_TEXTS):
-            p = int(best_probs[i].argmax())
+        words = word_counts(x_test)
+        for i in _mistakes(y, top_probs, GALLERY_TEXTS):
+            p = int(top_probs[i].argmax())
             texts.append({"index": i, "true": names[int(y[i])], "predicted": names[p],
-                          "confidence": f"{best_probs[i, p]:.2f}", "text": _snippet(x_test[i]),
-                          "words": int(word_counts([x_test[i]])[0])})
-        lengths = length_rows(summary, probs, y, x_test)
+                          "confidence": f"{top_probs[i, p]:.2f}", "text": _snippet(x_test[i]),
+                          "words": int(words[i])})
+        lengths = length_rows(summary, probs, y, words)
         add("lengths", "Accuracy by review length", length_figure(summary, lengths, fig_dir / "accuracy_by_length.png"))
 
     first_env = {}
@@ -545,7 +550,6 @@ def write(
         "gallery_model": top["name"],
         "texts": texts,
         "lengths": lengths,
-        "length_names": [e["name"] for e in summary["results"]],
         "env": first_env,
         "total_wall": _duration(summary["total_wall_seconds"]),
         "n_runs": sum(len(e["seeds"]) for e in summary["results"] if e["kind"] == "variant"),
